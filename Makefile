@@ -6,6 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# nbgrader calls helper programs (alembic) by name: the environment's bin/ must be on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.installed
 # torch is pinned once, in pyproject.toml; it is installed first so that pip takes the local CPU
 # build instead of resolving a CUDA build from the index.
