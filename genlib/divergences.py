@@ -133,7 +133,10 @@ def kl_monte_carlo(
         if bool(values.isnan().any()):
             raise ValueError(f"{name}(x) returned NaN; are the samples inside its support?")
         terms.append(values)
-    return (terms[0] - terms[1]).mean()
+    differences = terms[0] - terms[1]
+    if bool(differences.isnan().any()):
+        raise ValueError("log_p(x) - log_q(x) is NaN (-inf - -inf): a sample lies outside both supports")
+    return differences.mean()
 
 
 class MonteCarloEstimate(NamedTuple):

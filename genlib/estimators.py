@@ -226,6 +226,9 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tens
             f"for x of shape (N, {d}), mean must have shape ({d},) and cov ({d}, {d}); "
             f"got {tuple(mean.shape)} and {tuple(cov.shape)}"
         )
+    if not torch.allclose(cov, cov.mT, rtol=1e-5, atol=1e-8):
+        raise ValueError("cov must be symmetric; got a matrix that differs from its transpose")
+    mean, cov = mean.to(x.dtype), cov.to(x.dtype)
     chol, info = torch.linalg.cholesky_ex(cov)
     if int(info) != 0:
         raise ValueError("cov must be symmetric positive definite (its Cholesky factorisation failed)")

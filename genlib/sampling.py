@@ -92,7 +92,9 @@ def sample_categorical_linear(
     It counts the levels at or below each uniform, :math:`x = \sum_k [c_k \le u]`, comparing every
     draw with every level. Given the same generator state it returns exactly what
     :func:`sample_categorical` returns; it exists so the book can measure the cost of the scan.
-    Shapes, dtypes and arguments as in :func:`sample_categorical`.
+    Shapes, dtypes and arguments as in :func:`sample_categorical`. It holds a boolean
+    ``(..., num_samples, K)`` comparison in memory at once (1 GB for ``S = 1e5``, ``K = 1e4``):
+    a teaching baseline, not a sampler for large problems.
     """
     levels = categorical_cdf(probs)
     num_samples = check_positive_int(num_samples, "num_samples")

@@ -153,6 +153,8 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     Uses ``SIGALRM``, so it works in the main thread on Unix (where notebook kernels run code);
     elsewhere, or with ``seconds=None``, it sets no limit.
     """
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"seconds must be positive or None, got {seconds}")
     usable = (
         seconds is not None
         and hasattr(signal, "setitimer")
@@ -239,8 +241,8 @@ def compare_outputs(
     """``None`` if ``got`` matches ``expected``, else one sentence that says how it does not.
 
     Tensors must agree in shape, dtype, device and values (``torch.isclose`` with ``rtol``,
-    ``atol``; infinities must match exactly, NaN never matches). Tuples and lists are compared
-    item by item; Python numbers as 0-d tensors.
+    ``atol``; infinities must match exactly; NaN matches only where the reference is NaN too).
+    Tuples and lists are compared item by item; Python numbers as 0-d tensors.
     """
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
@@ -255,7 +257,10 @@ def compare_outputs(
             got = got.item()
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             return f"{where} should be a number, got {describe(got)}"
-        if math.isnan(got) or not math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
+        if math.isnan(expected) or math.isnan(got):
+            same = math.isnan(expected) and math.isnan(got)
+            return None if same else f"{where} should be {expected:.6g}, got {got:.6g}"
+        if not math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
             return f"{where} should be {expected:.6g}, got {got:.6g}"
         return None
     if not isinstance(expected, torch.Tensor):
@@ -453,7 +458,7 @@ def random_probs(
     shape = (*batch_shape, num_categories)
     device = generator.device
     u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
-    weights = -torch.log1p(-u)  # Exponential(1)
+    weights = (-torch.log1p(-u)).clamp_min(torch.finfo(dtype).tiny)  # Exponential(1), never 0
     if num_zeros:
         order = torch.rand(shape, generator=generator, device=device).argsort(dim=-1)
         weights = weights.masked_fill(order < num_zeros, 0.0)

@@ -105,8 +105,4 @@ def with_answers(nb: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat
 def grade_ids(nb: nbformat.NotebookNode, *, kind: str) -> list[str]:
     """grade_ids of the ``kind`` cells: "answer" (solution cells) or "tests" (graded cells)."""
     key = "solution" if kind == "answer" else "grade"
-    return [
-        c.metadata["nbgrader"]["grade_id"]
-        for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get(key)
-    ]
+    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get(key)]

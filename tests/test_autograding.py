@@ -10,7 +10,6 @@ told why.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -51,7 +50,10 @@ SUBMISSIONS: dict[str, list[Submission]] = {
                     "def gaussian_mle(x, weights=None):\n"
                     "    return mine.gaussian_mle(x, weights=weights)"
                 ),
-                "part4_answer": "import genlib.divergences\nkl_categorical = genlib.divergences.kl_categorical",
+                "part4_answer": (
+                    "import genlib.divergences\n"  # the reference under the student's name
+                    "kl_categorical = genlib.divergences.kl_categorical"
+                ),
                 "part5_answer": (
                     "from genlib.divergences import kl_monte_carlo as _kl\n"
                     "def kl_monte_carlo(x, log_p, log_q):\n"
@@ -73,7 +75,9 @@ SUBMISSIONS: dict[str, list[Submission]] = {
                 "part1_answer": (
                     "def sample_categorical(probs, num_samples, generator=None):\n"
                     "    flat = probs.reshape(-1, probs.shape[-1])\n"
-                    "    draws = torch.multinomial(flat, num_samples, replacement=True, generator=generator)\n"
+                    "    draws = torch.multinomial(\n"
+                    "        flat, num_samples, replacement=True, generator=generator\n"
+                    "    )\n"
                     "    return draws.reshape(*probs.shape[:-1], num_samples)"
                 ),
                 # Forgets minlength: right unless the last categories never occur.
@@ -82,7 +86,8 @@ SUBMISSIONS: dict[str, list[Submission]] = {
                     "    if weights is None:\n"
                     "        counts = torch.bincount(x).float()\n"
                     "    else:\n"
-                    "        counts = torch.zeros(num_categories, dtype=weights.dtype).index_add_(0, x, weights)\n"
+                    "        counts = torch.zeros(num_categories, dtype=weights.dtype)\n"
+                    "        counts = counts.index_add_(0, x, weights)\n"
                     "    return counts / counts.sum()"
                 ),
                 # The unbiased covariance (divides by N - 1) is not the ML estimate.
@@ -93,9 +98,7 @@ SUBMISSIONS: dict[str, list[Submission]] = {
                     "    return mean, torch.cov(x.T, aweights=w)"
                 ),
                 # 0 * log 0 gives nan.
-                "part4_answer": (
-                    "def kl_categorical(p, q):\n    return (p * (p / q).log()).sum(-1)"
-                ),
+                "part4_answer": ("def kl_categorical(p, q):\n    return (p * (p / q).log()).sum(-1)"),
                 # The sign is the wrong way round.
                 "part5_answer": (
                     "def kl_monte_carlo(x, log_p, log_q):\n    return (log_q(x) - log_p(x)).mean()"
@@ -230,9 +233,7 @@ def _output_text(cell: nbformat.NotebookNode) -> str:
 
 
 def _submission_cases():
-    return [
-        pytest.param(a, s, id=f"{a}-{s.student}") for a, subs in SUBMISSIONS.items() for s in subs
-    ]
+    return [pytest.param(a, s, id=f"{a}-{s.student}") for a, subs in SUBMISSIONS.items() for s in subs]
 
 
 @pytest.mark.parametrize(("assignment", "submission"), _submission_cases())
