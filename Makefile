@@ -28,11 +28,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv with the pinned dependencies (done by every other target)
 
-book: $(STAMP) ## build the HTML book into _build/html (executes every page)
-	$(VENV)/bin/jupyter-book build . 2>&1 | grep -v "running over TCP without encryption" | tail -n 40
+book: $(STAMP) ## build the HTML book into _build/html (executes every page; warnings are errors)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going 2>&1 | grep -v "running over TCP without encryption" | tail -n 40
 	@test -f _build/html/index.html && echo "book: open _build/html/index.html"
 
-test: $(STAMP) ## run every test: genlib, book pages, solution notebooks, autograding end to end
+test: book ## build the book, then run every test: genlib, the book in a browser, notebooks, autograding
 	$(PY) -m pytest tests solutions --nbval-lax -p no:cacheprovider
 
 test-fast: $(STAMP) ## only the genlib tests (seconds)

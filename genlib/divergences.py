@@ -75,7 +75,8 @@ def cross_entropy(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         p, q: shape ``(..., K)`` with broadcastable batch shapes, probability vectors.
 
     Returns:
-        Shape: the broadcast batch shape. Never below :math:`H(P)`, the entropy floor.
+        Shape ``(...)``, the broadcast batch shape, in nats; never below :math:`H(P)`, the entropy
+        floor.
     """
     p, q = _check_pair(p, q)
     return -torch.xlogy(p, q).sum(dim=-1)
@@ -92,8 +93,8 @@ def kl_categorical(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         p, q: shape ``(..., K)`` with broadcastable batch shapes, probability vectors.
 
     Returns:
-        Shape: the broadcast batch shape, in nats. Note the order: :math:`\mathrm{KL}(P\|Q) \ne
-        \mathrm{KL}(Q\|P)` in general.
+        Shape ``(...)``, the broadcast batch shape, in nats. Mind the order of the arguments, since
+        :math:`\mathrm{KL}(P\|Q) \ne \mathrm{KL}(Q\|P)` in general.
     """
     p, q = _check_pair(p, q)
     terms = torch.xlogy(p, p) - torch.xlogy(p, q)  # 0 where p = 0, +inf where p > 0 = q

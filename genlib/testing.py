@@ -48,6 +48,7 @@ __all__ = [
     "chi_square_test",
     "random_probs",
     "describe",
+    "UNBLOCKED_MODULES",
 ]
 
 #: Modules whose functions stay usable while a student's function runs.
