@@ -53,6 +53,8 @@ __all__ = [
 
 #: Modules whose functions stay usable while a student's function runs.
 UNBLOCKED_MODULES = frozenset({"genlib", "genlib.testing", "genlib.validation", "genlib.device"})
+#: Subpackages that hold no reference solution (instructor tooling): neither imported nor blocked.
+TOOLING_PACKAGES = ("genlib.course",)
 
 
 class GradingFailure(AssertionError):
@@ -105,11 +107,25 @@ def _genlib_functions() -> list[types.FunctionType]:
     """Every Python function defined in genlib outside :data:`UNBLOCKED_MODULES`."""
     import genlib
 
-    for info in pkgutil.walk_packages(genlib.__path__, prefix="genlib."):
-        importlib.import_module(info.name)
+    def is_tooling(name: str) -> bool:
+        return any(name == t or name.startswith(t + ".") for t in TOOLING_PACKAGES)
+
+    def import_all(path: list[str], prefix: str) -> None:  # like pkgutil.walk_packages, minus tooling
+        for info in pkgutil.iter_modules(path, prefix):
+            if is_tooling(info.name):
+                continue
+            module = importlib.import_module(info.name)
+            if info.ispkg:
+                import_all(list(module.__path__), info.name + ".")
+
+    import_all(list(genlib.__path__), "genlib.")
     found: dict[int, types.FunctionType] = {}
     for module_name, module in list(sys.modules.items()):
-        if not module_name.startswith("genlib.") or module_name in UNBLOCKED_MODULES:
+        if (
+            not module_name.startswith("genlib.")
+            or module_name in UNBLOCKED_MODULES
+            or is_tooling(module_name)
+        ):
             continue
         for obj in vars(module).values():
             members = [obj]
