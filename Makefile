@@ -46,7 +46,7 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff format --check genlib tests benchmarks
 
 release: $(STAMP) ## regenerate exercises/ from solutions/ with nbgrader
-	for a in $(ASSIGNMENTS); do $(VENV)/bin/nbgrader generate_assignment $$a --force --CourseDirectory.db_url=sqlite:///:memory:; done
+	for a in $(ASSIGNMENTS); do $(VENV)/bin/nbgrader generate_assignment $$a --force; done
 
 lock: $(STAMP) ## rewrite constraints.txt from the installed environment
 	{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -iE '^(genlib|torch)=='; } > constraints.tmp
