@@ -9,7 +9,7 @@ A normalizing flow models data :math:`x` through an invertible, differentiable m
 
 and sampling runs the map backwards: :math:`z \sim \mathcal N(0, I)`, :math:`x = f^{-1}(z)`.
 
-Conventions of every transform in :mod:`genlib.flows`:
+Conventions of every transform in ``genlib.flows``:
 
 - ``forward`` goes from data to latent (:math:`x \to z`), ``inverse`` from latent to data;
 - a batch has shape ``(B, *event_shape)``: ``(B, D)`` for vectors, ``(B, C, H, W)`` for images;
