@@ -40,3 +40,13 @@ def gen(device: str) -> Callable[[int], torch.Generator]:
         return make_generator(seed, device=device)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Library tests use tiny tensors: one thread is faster there and does not oversubscribe the
+    two cores that CI shares with the notebook kernels. Restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,14 +26,6 @@ from genlib.data.text import (
 from genlib.device import make_generator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_source(seed: int = 0, device: str = "cpu", vocab: int = 3, order: int = 2, support: int = 2):
     return random_markov_source(vocab, order, support=support, generator=make_generator(seed, device))
 

@@ -34,14 +34,6 @@ from genlib.autoregressive.transformer import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sequence_models(vocab: int = 5, length: int = 10):
     """Untrained models in float64 (so that zero and non-zero gradients are told apart exactly)."""
     return {

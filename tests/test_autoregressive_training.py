@@ -34,15 +34,6 @@ from genlib.data.text import block_entropy, random_markov_source, sample_text
 from genlib.device import make_generator
 from genlib.ngram import fit_ngram
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- log-likelihood
 
 

@@ -62,15 +62,6 @@ from genlib.mixtures import GaussianMixture
 from genlib.sampling import sample_categorical
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread beats two fighting over a shared CPU. Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def all_states(d: int) -> np.ndarray:
     """{0,1}^d in itertools order (unit 1 most significant), float64."""
     return np.array(list(itertools.product([0.0, 1.0], repeat=d)))

@@ -60,16 +60,6 @@ from genlib.flows.glow import (
     random_rotation,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster here and does not oversubscribe a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- the cases
 
 #: name -> (make the transform, shape of one event, data in (0, 1) instead of R)

@@ -30,16 +30,6 @@ from genlib.flows import (
     uniform_dequantize,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster here and does not oversubscribe a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 BUILDERS = {
     "nice": lambda seed: build_nice(2, num_couplings=4, hidden_features=16, seed=seed),
     "realnvp": lambda seed: build_realnvp(2, num_couplings=4, hidden_features=16, seed=seed),

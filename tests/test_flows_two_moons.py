@@ -15,15 +15,6 @@ from genlib.data.two_moons import sample_two_moons, two_moons_centres, two_moons
 from genlib.device import make_generator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster here and does not oversubscribe a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def scipy_density(x: np.ndarray, noise: float) -> float:
     """P(x) by scipy.integrate.quad over the angle, moon by moon."""
 

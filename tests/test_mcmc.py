@@ -57,16 +57,6 @@ TV_BOUND = 0.03
 BINNED_TV_BOUND = 0.04
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Chains are many small tensor operations: one thread is faster than two fighting over a shared
-    CPU (50x on a loaded 2-core machine). Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def print_tv(name: str, value: float) -> None:
     """The TV figures are reported in the chapter's notes; ``pytest -s`` shows them."""
     print(f"TV[{name}] = {value:.4f}")

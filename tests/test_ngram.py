@@ -17,15 +17,6 @@ from genlib.autoregressive.training import perplexity, token_log_probs
 from genlib.ngram import NGramModel, add_k_conditionals, bigram_probs, fit_ngram, ngram_counts, sample_ngram
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and steadier than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_tokens(seed: int, shape: tuple[int, int], vocab_size: int, device: str = "cpu") -> torch.Tensor:
     rng = np.random.default_rng(seed)
     return torch.tensor(rng.integers(0, vocab_size, size=shape), device=device)

@@ -20,9 +20,7 @@ def mathjax_source() -> Path:
     """The folder of MathJax's ready-to-serve ``es5`` build inside the installed package."""
     folder = Path(str(files("mathjax"))) / "static" / "mathjax" / "es5"
     if not (folder / MATHJAX_ENTRY).exists():
-        raise FileNotFoundError(
-            f"MathJax not found at {folder}; install the pinned dependencies (make venv)"
-        )
+        raise FileNotFoundError(f"MathJax not found at {folder}; install the pinned dependencies (make venv)")
     return folder
 
 
