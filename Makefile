@@ -15,7 +15,7 @@ TORCH_PIN := $(shell sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml)
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 ASSIGNMENTS := $(notdir $(wildcard solutions/ch*))
 
-.PHONY: help venv book test test-fast test-gpu lint release lock bench clean
+.PHONY: help venv book test test-fast test-gpu lint release lock clean grade bench-grading
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,16 @@ lint: $(STAMP) ## ruff
 
 release: $(STAMP) ## regenerate exercises/ from solutions/ with nbgrader
 	for a in $(ASSIGNMENTS); do $(VENV)/bin/nbgrader generate_assignment $$a --force; done
+
+grade: $(STAMP) ## autograde one assignment, then feedback, grades.csv, summary: make grade A=ch00_foundations [WORKERS=2]
+	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [WORKERS=2]"; exit 2; }
+	$(VENV)/bin/course autograde $(A) --workers $(or $(WORKERS),2)
+	$(VENV)/bin/course feedback $(A)
+	$(VENV)/bin/course grades
+	$(VENV)/bin/course summary $(A)
+
+bench-grading: $(STAMP) ## time autograding 100 submissions with 1 and 2 workers
+	$(PY) benchmarks/bench_autograde.py
 
 lock: $(STAMP) ## rewrite constraints.txt from the installed environment
 	{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -iE '^(genlib|torch)=='; } > constraints.tmp
