@@ -39,11 +39,13 @@ pytestmark = [
 
 def book_pages() -> list[str]:
     """Paths of the book's pages relative to _build/html (Sphinx's own index/search excluded)."""
-    skip = {"genindex.html", "search.html", "py-modindex.html"}
+    # index.html at the root only redirects to the intro (checked below); the intro is a page here.
+    skip = {"genindex.html", "search.html", "py-modindex.html", "index.html"}
     return sorted(
         str(p.relative_to(HTML))
         for p in HTML.rglob("*.html")
-        if not any(part.startswith("_") for part in p.relative_to(HTML).parts) and p.name not in skip
+        if not any(part.startswith("_") for part in p.relative_to(HTML).parts)
+        and str(p.relative_to(HTML)) not in skip
     )
 
 
@@ -171,6 +173,10 @@ def test_page_in_browser(context, site, page):
         elif fragment and target.suffix == ".html" and fragment not in ids_in(target):
             broken.append(href)
     assert not broken, f"{page}: internal links that do not resolve: {broken}"
+
+
+def test_root_redirects_to_the_intro():
+    assert "url=book/intro.html" in (HTML / "index.html").read_text(encoding="utf-8")
 
 
 def test_no_request_leaves_the_site(context, site, outside_requests):

@@ -36,6 +36,9 @@ def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    # Load MathJax on every page, not only on pages with equations: the navigation sidebar shows
+    # page titles with math (e.g. "choosing $K$") on every page.
+    app.set_html_assets_policy("always")
     app.connect("config-inited", _point_sphinx_at_local_copy)
     app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
