@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from genlib.autoregressive.training import extends_by_one
 from genlib.validation import check_positive_int, check_tensor
 
 __all__ = ["CharRNN"]
@@ -123,13 +124,7 @@ class CharRNN(nn.Module):
         @torch.no_grad()
         def next_logits(prefix: torch.Tensor) -> torch.Tensor:
             prefix = self._check_tokens(prefix)
-            previous = cache["prefix"]
-            grows_by_one = (
-                isinstance(previous, torch.Tensor)
-                and prefix.shape[0] == previous.shape[0]
-                and prefix.shape[1] == previous.shape[1] + 1
-                and torch.equal(prefix[:, :-1], previous)
-            )
+            grows_by_one = extends_by_one(prefix, cache["prefix"])
             if grows_by_one:
                 new_tokens, state = prefix[:, -1:], cache["state"]
             else:

@@ -49,6 +49,20 @@ __all__ = [
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 
 
+def extends_by_one(prefix: torch.Tensor, previous: object) -> bool:
+    """Whether ``prefix`` (shape ``(B, t)``) is ``previous`` (shape ``(B, t - 1)``) plus one token.
+
+    The models' incremental samplers use it to reuse their cached state for the next token
+    instead of re-reading the whole prefix.
+    """
+    return (
+        isinstance(previous, torch.Tensor)
+        and prefix.shape[0] == previous.shape[0]
+        and prefix.shape[1] == previous.shape[1] + 1
+        and torch.equal(prefix[:, :-1], previous)
+    )
+
+
 def _check_logits_and_tokens(logits: torch.Tensor, x: torch.Tensor) -> None:
     check_tensor(logits, "logits", ndim=3, floating=True)
     check_tensor(x, "x", ndim=2, floating=False)

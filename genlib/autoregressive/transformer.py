@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlib.autoregressive.training import extends_by_one
 from genlib.validation import check_positive_int, check_tensor
 
 __all__ = ["causal_mask", "masked_attention", "causal_attention", "CausalSelfAttention", "CausalTransformer"]
@@ -275,13 +276,7 @@ class CausalTransformer(nn.Module):
         @torch.no_grad()
         def next_logits(prefix: torch.Tensor) -> torch.Tensor:
             prefix = self._check_tokens(prefix, extra=1)
-            previous = cache["prefix"]
-            grows_by_one = (
-                isinstance(previous, torch.Tensor)
-                and prefix.shape[0] == previous.shape[0]
-                and prefix.shape[1] == previous.shape[1] + 1
-                and torch.equal(prefix[:, :-1], previous)
-            )
+            grows_by_one = extends_by_one(prefix, cache["prefix"])
             if grows_by_one:
                 h, layers = self._embed(prefix[:, -1:], start=prefix.shape[1]), cache["layers"]
             else:
