@@ -37,7 +37,7 @@ from typing import Any
 
 from genlib.course import gradebook as gradebook_io
 from genlib.course.course import Course, CourseError
-from genlib.course.sandbox import Limits
+from genlib.course.sandbox import Limits, kill_descendants
 
 REPORT_FIELDS = [
     "student",
@@ -124,16 +124,7 @@ class _Worker:
         """Kill the worker and every process it started (kernels run in their own sessions)."""
         if self.proc is None:
             return
-        try:
-            import psutil
-
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                try:
-                    child.kill()
-                except psutil.Error:
-                    pass
-        except Exception:
-            pass
+        kill_descendants(self.proc.pid)
         self.proc.kill()
         self.proc.wait()
         self.proc = None

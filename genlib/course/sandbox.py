@@ -144,3 +144,21 @@ def jupyter_path_with(directory: str | os.PathLike[str]) -> str:
     """``JUPYTER_PATH`` with ``directory`` first, keeping whatever was there."""
     old = os.environ.get("JUPYTER_PATH")
     return os.pathsep.join([str(directory), *([old] if old else [])])
+
+
+def kill_descendants(pid: int | None = None, *, keep: int | None = None) -> None:
+    """Kill every descendant of process ``pid`` (default: this process) except ``keep``.
+
+    Best effort: processes that already exited, or a missing psutil, are ignored.
+    """
+    try:
+        import psutil
+
+        for child in psutil.Process(pid).children(recursive=True):
+            if child.pid != keep:
+                try:
+                    child.kill()
+                except psutil.Error:
+                    pass
+    except Exception:
+        pass

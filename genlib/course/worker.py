@@ -214,17 +214,7 @@ def _restarts(path: Path) -> int:
 def _kill_strays(keep: int | None = None) -> None:
     """Kill processes this worker started that outlived their submission (a kernel, a kernel's
     child), all but the zygote ``keep``."""
-    try:
-        import psutil
-
-        for child in psutil.Process().children(recursive=True):
-            if child.pid != keep:
-                try:
-                    child.kill()
-                except psutil.Error:
-                    pass
-    except Exception:
-        pass
+    sandbox.kill_descendants(keep=keep)
 
 
 def main(argv: list[str] | None = None) -> None:
