@@ -35,12 +35,20 @@ import torch
 from tqdm.auto import tqdm
 
 from genlib.estimators import CovarianceType, gaussian_mle
+from genlib.gaussian_statistics import (
+    GaussianStatistics,
+    em_pass,
+    expected_complete_log_likelihood,
+    mixture_parameters_from_statistics,
+    natural_parameters,
+    num_features,
+    sufficient_statistics,
+)
 from genlib.mixtures import (
     COVARIANCE_TYPES,
     GaussianMixture,
     _check_mixture,
     _check_points,
-    gaussian_mixture_mle,
     gmm_log_joint,
     log_responsibilities_from_joint,
 )
@@ -64,6 +72,10 @@ __all__ = [
 ]
 
 Method = Literal["em", "gem", "gradient"]
+
+#: The most elements of sufficient statistics (p x N) a fit keeps for all its passes (256 MB in float64);
+#: above this they are rebuilt block by block in every pass.
+_FEATURE_BUDGET = 2**25
 
 
 class ComponentCollapseError(ValueError):
@@ -294,57 +306,78 @@ def _data_covariance(x: torch.Tensor, covariance_type: str, k: int, reg_covar: f
     return cov.expand(k, *cov.shape).clone()
 
 
+def _singular_components(covariances: torch.Tensor, covariance_type: str) -> list[int]:
+    """Components whose covariance is not positive definite (or not finite)."""
+    if covariance_type == "full":
+        _, info = torch.linalg.cholesky_ex(covariances)
+        bad = (info != 0) | ~torch.isfinite(covariances).all(dim=(-2, -1))
+    elif covariance_type == "diag":
+        bad = ~(covariances > 0).all(dim=-1) | ~torch.isfinite(covariances).all(dim=-1)
+    else:
+        bad = ~(covariances > 0) | ~torch.isfinite(covariances)
+    return torch.nonzero(bad).flatten().tolist()
+
+
 def _m_step(
     x: torch.Tensor,
-    q: torch.Tensor,
-    covariance_type: str,
+    stats: GaussianStatistics,
     reg_covar: float,
     on_collapse: str,
     generator: torch.Generator | None,
 ) -> tuple[GaussianMixture, list[int]]:
-    """The M-step; on a collapsing component raise, or re-seed it (returns the re-seeded indices)."""
-    nk = q.sum(dim=0)
-    tiny = 10 * torch.finfo(x.dtype).eps * x.shape[0]
-    bad = torch.nonzero(nk <= tiny).flatten().tolist()
+    """The M-step from the sufficient statistics; on a collapsing component raise, or re-seed it.
+
+    Returns the new mixture and the indices of the re-seeded components.
+    """
+    covariance_type = stats.covariance_type
+    n = x.shape[0]
+    nk = stats.counts
+    tiny = 10 * torch.finfo(x.dtype).eps * n
+    empty = torch.nonzero(nk <= tiny).flatten().tolist()
+    safe = GaussianStatistics(nk.clamp_min(tiny), stats.sums, stats.centre, covariance_type)
+    weights, means, covariances = mixture_parameters_from_statistics(safe, reg_covar, dtype=x.dtype)
+    singular = [k for k in _singular_components(covariances, covariance_type) if k not in empty]
+    bad = sorted(set(empty) | set(singular))
     if not bad:
         try:
-            return gaussian_mixture_mle(x, q, covariance_type=covariance_type, reg_covar=reg_covar), []
-        except ValueError as error:
-            for k in range(q.shape[1]):  # find the singular ones
-                try:
-                    gaussian_mixture_mle(
-                        x, q[:, k : k + 1], covariance_type=covariance_type, reg_covar=reg_covar
-                    )
-                except ValueError:
-                    bad.append(k)
-            if not bad:
-                raise
-            if on_collapse == "raise":
-                raise ComponentCollapseError(
-                    f"component {bad[0]} collapsed (its covariance became singular, {error}); "
-                    "increase reg_covar or use on_collapse='reinit'"
-                ) from error
+            return GaussianMixture(weights, means, covariances, covariance_type), []
+        except ValueError as error:  # positive definite in float64 but not in float32, say
+            raise ComponentCollapseError(f"a component collapsed ({error}); increase reg_covar") from error
     if on_collapse == "raise":
+        k = bad[0]
+        if k in empty:
+            raise ComponentCollapseError(
+                f"component {k} collapsed: its total responsibility is {nk[k].item():.3g}; "
+                "increase reg_covar, use fewer components, or use on_collapse='reinit'"
+            )
         raise ComponentCollapseError(
-            f"component {bad[0]} collapsed: its total responsibility is {nk[bad[0]].item():.3g}; "
-            "increase reg_covar, use fewer components, or use on_collapse='reinit'"
+            f"component {k} collapsed: its covariance became singular (not positive definite); "
+            "increase reg_covar or use on_collapse='reinit'"
         )
-    k_all = q.shape[1]
+    k_all = nk.shape[0]
     good = [k for k in range(k_all) if k not in bad]
     if not good:
         raise ComponentCollapseError("every component collapsed")
-    fitted = gaussian_mixture_mle(x, q[:, good], covariance_type=covariance_type, reg_covar=reg_covar)
-    weights = torch.empty(k_all, dtype=x.dtype, device=x.device)
-    means = torch.empty(k_all, x.shape[1], dtype=x.dtype, device=x.device)
-    covariances = _data_covariance(x, covariance_type, k_all, reg_covar)
-    weights[good] = fitted.weights * (nk[good].sum() / (nk[good].sum() + len(bad) / x.shape[0] * nk.sum()))
-    weights[bad] = 1.0 / x.shape[0]
-    weights = weights / weights.sum()
-    means[good] = fitted.means
-    covariances[good] = fitted.covariances
-    rows = torch.randint(x.shape[0], (len(bad),), generator=generator, device=x.device)
+    nk_good = nk[good].sum()
+    new_weights = torch.empty(k_all, dtype=x.dtype, device=x.device)
+    new_weights[good] = (nk[good] / nk_good * (nk_good / (nk_good + len(bad) / n * nk.sum()))).to(x.dtype)
+    new_weights[bad] = 1.0 / n
+    new_weights = new_weights / new_weights.sum()
+    covariances[bad] = _data_covariance(x, covariance_type, len(bad), reg_covar)
+    rows = torch.randint(n, (len(bad),), generator=generator, device=x.device)
     means[bad] = x[rows]
-    return GaussianMixture(weights, means, covariances, covariance_type), bad
+    return GaussianMixture(new_weights, means, covariances, covariance_type), bad
+
+
+def _fits_in_memory(x: torch.Tensor, covariance_type: str) -> bool:
+    """Whether the ``(p, N)`` sufficient statistics of the whole data set are small enough to keep."""
+    return num_features(x.shape[1], covariance_type) * x.shape[0] <= _FEATURE_BUDGET
+
+
+def _natural(mixture: GaussianMixture, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return natural_parameters(
+        mixture.weights, mixture.means, mixture.covariances, mixture.covariance_type, centre
+    )
 
 
 def em_step(
@@ -365,9 +398,38 @@ def em_step(
         ComponentCollapseError: a component has no responsibility left or a singular covariance.
     """
     x = _check_points(x, _check_mixture(mixture))
-    log_q, ll = e_step(x, mixture)
-    new, _ = _m_step(x, log_q.exp(), mixture.covariance_type, reg_covar, "raise", None)
-    return new, ll, elbo(x, new, log_q)
+    centre = x.mean(dim=0)
+    theta, bias = _natural(mixture, centre)
+    ll, stats = em_pass(x, theta, bias, mixture.covariance_type, centre)
+    new, _ = _m_step(x, stats, reg_covar, "raise", None)
+    return (
+        new,
+        ll.to(x.dtype),
+        _elbo_after_m_step(ll, stats, (theta, bias), _natural(new, centre)).to(x.dtype),
+    )
+
+
+def _elbo_after_m_step(
+    log_likelihood: torch.Tensor,
+    stats: GaussianStatistics,
+    old: tuple[torch.Tensor, torch.Tensor],
+    new: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    r""":math:`\mathrm{ELBO}(Q_t, \theta_{t+1})` from the statistics of :math:`Q_t` alone:
+
+    .. math::
+        \mathrm{ELBO}(Q_t, \theta_{t+1}) = \ell(\theta_t) + \mathbb E_{Q_t}[\log P(x, z \mid \theta_{t+1})]
+            - \mathbb E_{Q_t}[\log P(x, z \mid \theta_t)].
+
+
+    Right after the E-step :math:`\mathrm{ELBO}(Q_t, \theta_t) = \ell(\theta_t)`; the entropy of
+    :math:`Q_t` is the same at both parameters and cancels.
+    """
+    return (
+        log_likelihood
+        + expected_complete_log_likelihood(stats, *new)
+        - expected_complete_log_likelihood(stats, *old)
+    )
 
 
 def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -466,13 +528,24 @@ def _fit_once(
     elbos: list[float] = []
     collapses: list[list[int]] = []
     converged = False
-    log_q, ll = e_step(x, mixture)
+    if method == "em":
+        # One pass over the data per iteration: E-step at theta_t and the statistics of Q_t together.
+        centre = x.mean(dim=0)
+        natural = _natural(mixture, centre)
+        features = sufficient_statistics(x, ctype, centre) if _fits_in_memory(x, ctype) else None
+        ll, stats = em_pass(x, *natural, ctype, centre, features)
+    else:
+        log_q, ll = e_step(x, mixture)
     lls.append(ll.item())
     for _ in tqdm(range(max_iter), disable=not progress, desc=f"fit_gmm ({method})"):
         if method == "em":
-            new, bad = _m_step(x, log_q.exp(), ctype, reg_covar, on_collapse, generator)
+            new, bad = _m_step(x, stats, reg_covar, on_collapse, generator)
             if bad:
                 collapses.append(bad)
+            new_natural = _natural(new, centre)
+            elbos.append(_elbo_after_m_step(ll, stats, natural, new_natural).item())
+            mixture, natural = new, new_natural
+            ll, stats = em_pass(x, *natural, ctype, centre, features)
         else:
             params = to_unconstrained(mixture)
             if method == "gradient":
@@ -481,9 +554,9 @@ def _fit_once(
                 for _ in range(inner_steps):
                     params = gradient_step(x, params, lr, log_q)
             new = from_unconstrained(params)
-        elbos.append(elbo(x, new, log_q).item())
-        mixture = new
-        log_q, ll = e_step(x, mixture)
+            elbos.append(elbo(x, new, log_q).item())
+            mixture = new
+            log_q, ll = e_step(x, mixture)
         lls.append(ll.item())
         if not math.isfinite(lls[-1]):
             raise ComponentCollapseError(

@@ -31,7 +31,13 @@ from dataclasses import dataclass
 
 import torch
 
-from genlib.estimators import CovarianceType, categorical_mle_soft, gaussian_mle
+from genlib.estimators import CovarianceType, categorical_mle_soft
+from genlib.gaussian_statistics import (
+    log_joint,
+    mixture_parameters_from_statistics,
+    natural_parameters,
+    statistics_from_responsibilities,
+)
 from genlib.sampling import sample_categorical
 from genlib.validation import check_generator, check_positive_int, check_probabilities, check_tensor
 
@@ -194,33 +200,27 @@ def gaussian_component_log_densities(x: torch.Tensor, mixture: GaussianMixture) 
         \log \mathcal N(x \mid \mu, \Sigma) = -\tfrac12 (x - \mu)^\top \Sigma^{-1} (x - \mu)
             - \tfrac12 \log\det\Sigma - \tfrac d2 \log 2\pi .
 
-    Spherical and diagonal covariances use their closed forms (a sum of squares over the
-    variances); full ones a triangular solve with the Cholesky factor :math:`L_k`, for which
-    :math:`(x - \mu)^\top \Sigma^{-1} (x - \mu) = \|L_k^{-1}(x - \mu)\|^2` and
-    :math:`\tfrac12\log\det\Sigma_k = \sum_j \log (L_k)_{jj}`.
+    Computed as one matrix product of natural parameters and sufficient statistics
+    (:mod:`genlib.gaussian_statistics`): the quadratic form expanded,
+    :math:`-\tfrac12 x^\top\Sigma_k^{-1}x + x^\top\Sigma_k^{-1}\mu_k - \tfrac12\mu_k^\top\Sigma_k^{-1}\mu_k`,
+    with :math:`x` and :math:`\mu_k` centred at the mean of ``x`` first, and
+    :math:`\tfrac12\log\det\Sigma_k = \sum_j \log (L_k)_{jj}` from the Cholesky factor
+    :math:`L_k L_k^\top = \Sigma_k`.
 
     Args:
         x: shape ``(N, d)``, in the mixture's dtype and on its device.
         mixture: the parameters.
 
     Returns:
-        Shape ``(N, K)``. Memory: ``(K, N, d)`` for the centred data.
+        Shape ``(N, K)``. Memory: the result and one block of a few thousand samples.
     """
     mixture = _check_mixture(mixture)
     x = _check_points(x, mixture)
-    d = mixture.dim
-    centred = x[None, :, :] - mixture.means[:, None, :]  # (K, N, d)
-    if mixture.covariance_type == "full":
-        chol = torch.linalg.cholesky(mixture.covariances)  # (K, d, d)
-        solved = torch.linalg.solve_triangular(chol, centred.mT, upper=False)  # (K, d, N)
-        mahalanobis = solved.square().sum(dim=1)  # (K, N)
-        half_log_det = chol.diagonal(dim1=-2, dim2=-1).log().sum(dim=-1)  # (K,)
-    else:
-        variances = mixture.variances()  # (K, d)
-        mahalanobis = (centred.square() / variances[:, None, :]).sum(dim=-1)  # (K, N)
-        half_log_det = 0.5 * variances.log().sum(dim=-1)  # (K,)
-    log_densities = -0.5 * mahalanobis - half_log_det[:, None] - 0.5 * d * _LOG_2PI  # (K, N)
-    return log_densities.T
+    centre = x.mean(dim=0)
+    ones = torch.ones_like(mixture.weights)
+    ctype = mixture.covariance_type
+    theta, bias = natural_parameters(ones, mixture.means, mixture.covariances, ctype, centre)
+    return log_joint(x, theta, bias, ctype, centre)
 
 
 def gmm_log_joint(x: torch.Tensor, mixture: GaussianMixture) -> torch.Tensor:
@@ -418,8 +418,10 @@ def gaussian_mixture_mle(
         \hat\mu_k = \frac{\sum_i Q(k \mid i)\, x^i}{\sum_i Q(k \mid i)}, \quad
         \hat\Sigma_k = \frac{\sum_i Q(k \mid i)\,(x^i - \hat\mu_k)(x^i - \hat\mu_k)^\top}{\sum_i Q(k \mid i)},
 
-    (:func:`genlib.estimators.categorical_mle_soft` and :func:`genlib.estimators.gaussian_mle` with
-    ``weights = Q[:, k]``). With one-hot rows (the true labels) it is the ML fit of labelled data;
+    (what :func:`genlib.estimators.categorical_mle_soft` and :func:`genlib.estimators.gaussian_mle` give
+    with ``weights = Q[:, k]``, computed for all :math:`k` at once from the sufficient statistics
+    :math:`N_k = \sum_i Q(k \mid i)` and :math:`S_k = \sum_i Q(k \mid i)\,T(x^i)` of
+    :mod:`genlib.gaussian_statistics`). With one-hot rows (the true labels) it is the ML fit of labelled data;
     with posterior responsibilities it is the M-step of EM.
 
     Args:
@@ -444,24 +446,15 @@ def gaussian_mixture_mle(
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be 'full', 'diag' or 'spherical', got {covariance_type!r}")
     q = q.to(x.dtype)
-    weights = categorical_mle_soft(q)  # (K,), checks non-negativity
-    empty = torch.nonzero(q.sum(dim=0) <= 0).flatten().tolist()
+    categorical_mle_soft(q)  # checks: non-negative, not all zero
+    stats = statistics_from_responsibilities(x, q, covariance_type, x.mean(dim=0))
+    empty = torch.nonzero(stats.counts <= 0).flatten().tolist()
     if empty:
         raise ValueError(
             f"component {empty[0]} has no responsibility (its column sums to 0): it cannot be fitted"
         )
-    means, covariances = [], []
-    for k in range(q.shape[1]):
-        mean, cov = gaussian_mle(x, weights=q[:, k], covariance_type=covariance_type)
-        means.append(mean)
-        covariances.append(cov)
-    covariances_t = torch.stack(covariances)  # (K, d, d), (K, d) or (K,)
-    if reg_covar:
-        if covariance_type == "full":
-            covariances_t = covariances_t + reg_covar * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-        else:
-            covariances_t = covariances_t + reg_covar
+    weights, means, covariances = mixture_parameters_from_statistics(stats, reg_covar)
     try:
-        return GaussianMixture(weights, torch.stack(means), covariances_t, covariance_type)
+        return GaussianMixture(weights, means, covariances, covariance_type)
     except ValueError as error:
         raise ValueError(f"{error}. The fitted covariance is singular: increase reg_covar") from error
