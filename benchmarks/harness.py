@@ -44,6 +44,8 @@ class Case:
             "genlib at most 1.5x slower". ``None``: no target, shown for information.
         repeats: timed rounds per side.
         device: ``"cpu"`` or ``"cuda"``, the device genlib runs on.
+        per: each timed call does this many units of work (iterations, steps); times are divided by it.
+        notes: how the comparison is set up, shown under the table.
     """
 
     key: str
@@ -53,6 +55,7 @@ class Case:
     target: float | None = None
     repeats: int = 5
     device: str = "cpu"
+    per: int = 1
     notes: str = ""
 
 
@@ -95,9 +98,9 @@ def run_case(case: Case) -> Result:
     genlib_times, anchor_times = [], []
     for _ in range(case.repeats):
         gc.collect()
-        genlib_times.append(time_once(genlib_fn, case.device))
+        genlib_times.append(time_once(genlib_fn, case.device) / case.per)
         gc.collect()
-        anchor_times.append(time_once(anchor_fn, case.device))
+        anchor_times.append(time_once(anchor_fn, case.device) / case.per)
     g, a = statistics.median(genlib_times), statistics.median(anchor_times)
     ratio = a / g
     met = None if case.target is None else ratio >= case.target

@@ -371,7 +371,7 @@ def _m_step(
 
 def _fits_in_memory(x: torch.Tensor, covariance_type: str) -> bool:
     """Whether the ``(p, N)`` sufficient statistics of the whole data set are small enough to keep."""
-    return num_features(x.shape[1], covariance_type) * x.shape[0] <= _FEATURE_BUDGET
+    return (num_features(x.shape[1], covariance_type) + 1) * x.shape[0] <= _FEATURE_BUDGET
 
 
 def _natural(mixture: GaussianMixture, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -532,7 +532,9 @@ def _fit_once(
         # One pass over the data per iteration: E-step at theta_t and the statistics of Q_t together.
         centre = x.mean(dim=0)
         natural = _natural(mixture, centre)
-        features = sufficient_statistics(x, ctype, centre) if _fits_in_memory(x, ctype) else None
+        features = (
+            sufficient_statistics(x, ctype, centre, with_ones=True) if _fits_in_memory(x, ctype) else None
+        )
         ll, stats = em_pass(x, *natural, ctype, centre, features)
     else:
         log_q, ll = e_step(x, mixture)

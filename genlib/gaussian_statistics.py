@@ -92,13 +92,18 @@ def _features_into(xc_t: torch.Tensor, covariance_type: str, out: torch.Tensor) 
     return out
 
 
-def sufficient_statistics(x: torch.Tensor, covariance_type: str, centre: torch.Tensor) -> torch.Tensor:
+def sufficient_statistics(
+    x: torch.Tensor, covariance_type: str, centre: torch.Tensor, *, with_ones: bool = False
+) -> torch.Tensor:
     r""":math:`F`, the sufficient statistics :math:`T(x^i - c)` as columns, shape ``(p, N)``.
 
     Args:
         x: shape ``(N, d)``, floating.
         covariance_type: ``"full"``, ``"diag"`` or ``"spherical"``.
         centre: :math:`c`, shape ``(d,)``, subtracted first.
+        with_ones: append a row of ones (shape ``(p + 1, N)``): then :math:`[\Theta, b]\,F` is the
+            log-joint in one product, and :math:`Q^\top F^\top` holds the counts :math:`N_k` in its
+            last column. :func:`em_pass` takes this form.
 
     Returns:
         Shape ``(p, N)`` with :math:`p` = :func:`num_features`, in ``x``'s dtype, on its device. The rows
@@ -106,8 +111,12 @@ def sufficient_statistics(x: torch.Tensor, covariance_type: str, centre: torch.T
         ``torch.triu_indices(d, d)`` order (full), :math:`x_a^2` (diag) or :math:`\|x\|^2` (spherical).
     """
     n, d = x.shape
-    out = torch.empty(num_features(d, covariance_type), n, dtype=x.dtype, device=x.device)
-    return _features_into((x - centre).T, covariance_type, out)
+    p = num_features(d, covariance_type)
+    out = torch.empty(p + int(with_ones), n, dtype=x.dtype, device=x.device)
+    if with_ones:
+        out[p] = 1.0
+    _features_into((x - centre).T, covariance_type, out[:p])
+    return out
 
 
 def natural_parameters(
@@ -247,8 +256,9 @@ def em_pass(
         theta, bias: from :func:`natural_parameters` with the same ``centre``.
         covariance_type: as used for ``theta``.
         centre: shape ``(d,)``.
-        features: optionally :math:`F` = :func:`sufficient_statistics` of ``x`` with this centre, shape
-            ``(p, N)``, computed once for many passes (a fit); built block by block when ``None``.
+        features: optionally ``sufficient_statistics(x, covariance_type, centre, with_ones=True)``,
+            shape ``(p + 1, N)``, computed once for many passes (a fit); built block by block when
+            ``None``.
 
     Returns:
         ``(log_likelihood, statistics)``: :math:`\ell(\theta_t) = \sum_i \log P(x^i \mid \theta_t)` as a
@@ -257,29 +267,47 @@ def em_pass(
     n, d = x.shape
     k, p = theta.shape
     size = _block_size(p, k, n)
-    sums = torch.zeros(k, p, dtype=torch.float64, device=x.device)
-    counts = torch.zeros(k, dtype=torch.float64, device=x.device)
+    if features is not None and tuple(features.shape) != (p + 1, n):
+        raise ValueError(
+            f"features must be sufficient_statistics(x, ..., with_ones=True), shape ({p + 1}, {n}), "
+            f"got {tuple(features.shape)}"
+        )
+    active = torch.isfinite(bias)  # components with pi_k = 0 have b_k = -inf and Q(k | i) = 0 exactly
+    if not bool(active.all()):
+        log_likelihood, part = em_pass(x, theta[active], bias[active], covariance_type, centre, features)
+        counts = torch.zeros(k, dtype=torch.float64, device=x.device)
+        sums = torch.zeros(k, p, dtype=torch.float64, device=x.device)
+        counts[active], sums[active] = part.counts, part.sums
+        return log_likelihood, GaussianStatistics(counts, sums, centre, covariance_type)
+    # [Theta, b] times [F; 1]: the log-joint in one product, and the counts N_k in the last column of S.
+    weights = torch.cat([theta, bias[:, None]], dim=1)  # (K, p + 1)
+    sums = torch.zeros(k, p + 1, dtype=torch.float64, device=x.device)
     log_likelihood = torch.zeros((), dtype=torch.float64, device=x.device)
-    buffer = torch.empty(p, size, dtype=x.dtype, device=x.device) if features is None else None
+    buffer = None
+    if features is None:
+        buffer = torch.empty(p + 1, size, dtype=x.dtype, device=x.device)
+        buffer[p] = 1.0
     joint = torch.empty(k, size, dtype=x.dtype, device=x.device)
-    bias_column = bias[:, None]
+    floor = math.log(torch.finfo(x.dtype).tiny) + 16.0  # about -71 (float32), -692 (float64)
     for start, stop in _blocks(n, size):
         if buffer is None:
             f = features[:, start:stop]
         else:
-            f = _features_into((x[start:stop] - centre).T, covariance_type, buffer[:, : stop - start])
-        q_t = torch.addmm(bias_column, theta, f, out=joint[:, : stop - start])  # (K, B): log P(x, z)
+            f = buffer[:, : stop - start]
+            _features_into((x[start:stop] - centre).T, covariance_type, f[:p])
+        q_t = torch.mm(weights, f, out=joint[:, : stop - start])  # (K, B): log P(x^i, z = k)
         shift = q_t.amax(dim=0)  # (B,)
-        q_t.sub_(shift).exp_()
+        # exp of arguments below `floor` (subnormal results) or of -inf takes the CPU 5-10x longer.
+        # Such terms are < 1e-30 of the largest one: raising them to exp(floor) changes no digit.
+        q_t.sub_(shift).clamp_min_(floor).exp_()
         total = q_t.sum(dim=0)  # (B,)
         q_t.div_(total)  # responsibilities, columns sum to one
         log_likelihood += (shift + total.log()).sum(dtype=torch.float64)
-        counts += q_t.sum(dim=1, dtype=torch.float64)
         if sums.dtype == q_t.dtype:
             sums.addmm_(q_t, f.T)
         else:
             sums += (q_t @ f.T).double()
-    return log_likelihood, GaussianStatistics(counts, sums, centre, covariance_type)
+    return log_likelihood, GaussianStatistics(sums[:, p].clone(), sums[:, :p], centre, covariance_type)
 
 
 def mixture_parameters_from_statistics(
