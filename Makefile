@@ -15,7 +15,7 @@ TORCH_PIN := $(shell sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml)
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 ASSIGNMENTS := $(notdir $(wildcard solutions/ch*))
 
-.PHONY: help venv book test test-fast test-gpu lint release lock clean grade bench-grading
+.PHONY: help venv book test test-fast test-gpu lint release lock clean grade bench bench-gpu bench-grading
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,12 @@ grade: $(STAMP) ## autograde one assignment, then feedback, grades.csv, summary:
 	$(VENV)/bin/course feedback $(A)
 	$(VENV)/bin/course grades
 	$(VENV)/bin/course summary $(A)
+
+bench: $(STAMP) ## genlib vs SciPy / scikit-learn / torch: benchmarks/results/cpu.{json,md} (~10 min)
+	$(PY) -m benchmarks.run --device cpu
+
+bench-gpu: $(STAMP) ## the GPU cases (needs CUDA): benchmarks/results/cuda.{json,md}
+	$(PY) -m benchmarks.run --device cuda
 
 bench-grading: $(STAMP) ## time autograding 100 submissions with 1 and 2 workers
 	$(PY) benchmarks/bench_autograde.py
