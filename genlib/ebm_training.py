@@ -87,9 +87,7 @@ def rbm_cd_gradient(
     v = check_tensor(v, "v", ndim=2, floating=True, min_size=1)
     _check_states(v, "v", weight.shape[0], weight)
     k = check_positive_int(k, "k")
-    negative = v
-    for _ in range(k):
-        negative, _ = rbm_gibbs_step(negative, weight, visible_bias, hidden_bias, generator=generator)
+    negative, _ = rbm_gibbs_step(v, weight, visible_bias, hidden_bias, generator=generator, num_steps=k)
     return rbm_gradient(v, negative, weight, visible_bias, hidden_bias)
 
 
@@ -120,8 +118,7 @@ def rbm_pcd_gradient(
     chains = check_tensor(chains, "chains", ndim=2, floating=True, min_size=1)
     _check_states(chains, "chains", weight.shape[0], weight)
     k = check_positive_int(k, "k")
-    for _ in range(k):
-        chains, _ = rbm_gibbs_step(chains, weight, visible_bias, hidden_bias, generator=generator)
+    chains, _ = rbm_gibbs_step(chains, weight, visible_bias, hidden_bias, generator=generator, num_steps=k)
     return rbm_gradient(v, chains, weight, visible_bias, hidden_bias), chains
 
 

@@ -75,6 +75,22 @@ def _block_size(p: int, k: int, n: int) -> int:
     return max(256, min(n, _BLOCK_ELEMENTS // max(p, k, 1)))
 
 
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _features(xc_t: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """:math:`F` for centred columns ``xc_t`` (shape ``(d, B)``) without ``out=``, so autograd can follow."""
+    if covariance_type == "full":
+        rows, cols = _pairs(xc_t.shape[0], xc_t.device)
+        quadratic = xc_t[rows] * xc_t[cols]
+    elif covariance_type == "diag":
+        quadratic = xc_t * xc_t
+    else:
+        quadratic = (xc_t * xc_t).sum(dim=0, keepdim=True)
+    return torch.cat([xc_t, quadratic], dim=0)
+
+
 def _features_into(xc_t: torch.Tensor, covariance_type: str, out: torch.Tensor) -> torch.Tensor:
     r"""Write :math:`F = [T(x^1), \dots, T(x^B)]` into ``out`` (shape ``(p, B)``) and return it.
 
@@ -112,6 +128,9 @@ def sufficient_statistics(
     """
     n, d = x.shape
     p = num_features(d, covariance_type)
+    if _needs_grad(x, centre):
+        f = _features((x - centre).T, covariance_type)
+        return torch.cat([f, torch.ones_like(f[:1])]) if with_ones else f
     out = torch.empty(p + int(with_ones), n, dtype=x.dtype, device=x.device)
     if with_ones:
         out[p] = 1.0
@@ -223,7 +242,11 @@ def log_joint(
 
     Computed blockwise as :math:`\Theta F + b` (shape ``(K, B)`` per block) and written transposed
     into the ``(N, K)`` result; memory :math:`O(NK)` for the result and :math:`O(pB)` for one block.
+    When autograd tracks an input it is computed in one piece instead (memory :math:`O(pN)`), so
+    that gradients flow to ``x`` and to the parameters.
     """
+    if _needs_grad(x, theta, bias, centre):  # differentiable (e.g. an energy for Langevin dynamics)
+        return (theta @ _features((x - centre).T, covariance_type) + bias[:, None]).T
     n, d = x.shape
     k, p = theta.shape
     size = _block_size(p, k, n)

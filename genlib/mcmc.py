@@ -35,11 +35,11 @@ import torch
 from tqdm.auto import tqdm
 
 from genlib.ebm import (
+    _check_binary,
     _check_bm_params,
     _check_positive_float,
+    _check_rbm_params,
     _check_states,
-    rbm_hidden_probs,
-    rbm_visible_probs,
     state_index,
 )
 from genlib.sampling import empirical_distribution
@@ -98,6 +98,18 @@ def _energies(
     if bool(torch.isnan(values).any()) or bool((values == -math.inf).any()):
         raise ValueError(f"{name} returned NaN or -inf for some states; energies must be real or +inf")
     return values
+
+
+def _check_binary_fast(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Check that ``x`` holds only 0 and 1, as :func:`genlib.ebm._check_binary` does, in a third of
+    the time: :math:`x (x - 1)` is exactly 0 at 0 and 1, negative in (0, 1), positive outside
+    [0, 1] (or inf) and NaN at NaN, so its minimum and maximum are both 0 if and only if ``x`` is
+    binary. Two float passes and a float reduction instead of comparisons and a boolean ``all``."""
+    if x.numel():
+        low, high = torch.aminmax(x.sub(1).mul_(x))
+        if (low.item(), high.item()) != (0.0, 0.0):
+            _check_binary(x, name)  # raises, naming some of the values
+    return x
 
 
 def _per_chain(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -266,33 +278,51 @@ def rbm_gibbs_step(
     hidden_bias: torch.Tensor,
     *,
     generator: torch.Generator | None = None,
+    num_steps: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""One step of block Gibbs sampling in an RBM: :math:`h \sim P(h \mid v)`, then
-    :math:`v' \sim P(v \mid h)`.
+    :math:`v' \sim P(v \mid h)`; or ``num_steps`` such steps.
 
     Given one layer, the units of the other are independent, so each layer is redrawn as one block
-    by thresholding uniforms at the conditional probabilities (:func:`genlib.ebm.rbm_hidden_probs`,
-    :func:`genlib.ebm.rbm_visible_probs`).
+    by thresholding uniforms at the conditional probabilities (those of
+    :func:`genlib.ebm.rbm_hidden_probs` and :func:`genlib.ebm.rbm_visible_probs`):
+    ``h = (u < sigmoid(v @ weight + hidden_bias))``, then
+    ``v' = (u' < sigmoid(h @ weight.T + visible_bias))``.
 
-    Randomness, in this order: ``torch.rand((*v.shape[:-1], H), generator=generator,
-    dtype=v.dtype)`` for :math:`h` (``h = (u < P(h = 1 | v))``), then
-    ``torch.rand(v.shape, generator=generator, dtype=v.dtype)`` for :math:`v'`.
+    Randomness, in this order, in every step: ``torch.rand((*v.shape[:-1], H), generator=generator,
+    dtype=v.dtype)`` for :math:`h`, then ``torch.rand(v.shape, generator=generator, dtype=v.dtype)``
+    for :math:`v'`. So ``num_steps=k`` returns exactly what ``k`` calls in a row with the same
+    generator return; it checks the inputs once instead of ``k`` times and reuses its buffers.
 
     Args:
-        v: shape ``(..., D)``, binary, floating, dtype and device of ``weight``.
-        weight: ``(D, H)``. visible_bias: ``(D,)``. hidden_bias: ``(H,)``.
+        v: shape ``(..., D)``, binary (0/1), floating, dtype and device of ``weight``.
+        weight: ``(D, H)``. visible_bias: ``(D,)``. hidden_bias: ``(H,)``. All finite.
+        num_steps: how many steps, ``>= 1``.
 
     Returns:
         ``(v_next, h)``, the new visible states ``(..., D)`` and the hidden states drawn on the way
-        ``(..., H)``, both 0/1 in the dtype of ``v``.
+        (in the last step) ``(..., H)``, both 0/1 in the dtype of ``v``. ``v`` itself is not modified.
     """
-    v = check_tensor(v, "v", floating=True)
+    weight, visible_bias, hidden_bias = _check_rbm_params(weight, visible_bias, hidden_bias)
+    d, num_hidden = weight.shape
+    v = _check_binary_fast(_check_states(v, "v", d, weight, binary=False), "v")  # (..., D), 0/1
     generator = check_generator(generator, v.device)
-    p_h = rbm_hidden_probs(v, weight, hidden_bias)  # (..., H)
-    h = (torch.rand(p_h.shape, generator=generator, dtype=v.dtype, device=v.device) < p_h).to(v.dtype)
-    p_v = rbm_visible_probs(h, weight, visible_bias)  # (..., D)
-    v_next = (torch.rand(p_v.shape, generator=generator, dtype=v.dtype, device=v.device) < p_v).to(v.dtype)
-    return v_next, h
+    num_steps = check_positive_int(num_steps, "num_steps")
+    # Chains as the rows of a matrix; detached, since samples carry no gradient and out= needs that.
+    w, b, c = weight.detach(), visible_bias.detach(), hidden_bias.detach()
+    v_now = v.detach().reshape(-1, d)  # (N, D)
+    p_h = torch.empty((v_now.shape[0], num_hidden), dtype=v.dtype, device=v.device)
+    h, p_v, v_next = torch.empty_like(p_h), torch.empty_like(v_now), torch.empty_like(v_now)
+    for step in range(num_steps):
+        torch.addmm(c, v_now, w, out=p_h).sigmoid_()  # P(h = 1 | v), (N, H)
+        torch.rand(h.shape, generator=generator, out=h)
+        torch.lt(h, p_h, out=h)  # h = (u < P(h = 1 | v)) as 0.0/1.0
+        torch.addmm(b, h, w.T, out=p_v).sigmoid_()  # P(v = 1 | h), (N, D)
+        torch.rand(v_next.shape, generator=generator, out=v_next)
+        torch.lt(v_next, p_v, out=v_next)
+        if step + 1 < num_steps:  # v_next is read next; a spare buffer (never the caller's v) is written
+            v_now, v_next = v_next, (torch.empty_like(v_next) if step == 0 else v_now)
+    return v_next.reshape(v.shape), h.reshape(*v.shape[:-1], num_hidden)
 
 
 # --------------------------------------------------------------------------- Langevin

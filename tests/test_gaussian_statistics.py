@@ -196,3 +196,26 @@ def test_on_the_device(ct: str, device: str) -> None:
     assert got.device.type == device
     expected = scipy_log_joint(x, mixture) - np.log(mixture.weights.numpy())
     np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_gradients_flow_like_the_direct_formula(ct: str) -> None:
+    """With autograd on (an energy for Langevin dynamics), d log-density / dx and d / d means equal
+    autograd through torch.distributions.MultivariateNormal."""
+    mixture = random_mixture(3, 2, ct, seed=18)
+    means = mixture.means.clone().requires_grad_(True)
+    x = torch.randn(50, 2, generator=make_generator(19), dtype=torch.float64).requires_grad_(True)
+    ours = gaussian_component_log_densities(
+        x, GaussianMixture(mixture.weights, means, mixture.covariances, ct)
+    )
+    grad_x, grad_means = torch.autograd.grad(ours.sum(), (x, means))
+    covs = mixture.full_covariances()
+    x2 = x.detach().clone().requires_grad_(True)
+    means2 = mixture.means.clone().requires_grad_(True)
+    direct = torch.stack(
+        [torch.distributions.MultivariateNormal(means2[k], covs[k]).log_prob(x2) for k in range(3)], dim=1
+    )
+    grad_x2, grad_means2 = torch.autograd.grad(direct.sum(), (x2, means2))
+    torch.testing.assert_close(ours.detach(), direct.detach(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad_x, grad_x2, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(grad_means, grad_means2, rtol=1e-9, atol=1e-9)

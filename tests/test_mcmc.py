@@ -425,6 +425,60 @@ def test_gibbs_steps_equal_thresholded_uniforms(device, gen):
     assert torch.equal(got, expected)
 
 
+def test_rbm_gibbs_num_steps_equals_repeated_steps(device, gen):
+    # num_steps=k draws the same random numbers as k calls in a row, for any batch shape and dtype,
+    # leaves the caller's v alone, and takes parameters that require grad (samples carry none).
+    w, b, c = rbm_target(device, d=6, h=4)
+    for dtype, batch in ((torch.float64, (10,)), (torch.float32, (3, 5)), (torch.float64, ())):
+        params = (w.to(dtype), b.to(dtype), c.to(dtype))
+        v = (torch.rand(*batch, 6, generator=gen(31), device=device) < 0.5).to(dtype)
+        v_before = v.clone()
+        for k in (1, 2, 5):
+            g = gen(32)
+            v_loop = v
+            for _ in range(k):
+                v_loop, h_loop = rbm_gibbs_step(v_loop, *params, generator=g)
+            g_after_loop = torch.rand(3, generator=g, device=device)
+            g = gen(32)
+            v_k, h_k = rbm_gibbs_step(v, *params, generator=g, num_steps=k)
+            assert v_k.shape == (*batch, 6) and h_k.shape == (*batch, 4)
+            assert v_k.dtype == dtype and h_k.dtype == dtype
+            assert torch.equal(v_k, v_loop) and torch.equal(h_k, h_loop)
+            assert torch.equal(torch.rand(3, generator=g, device=device), g_after_loop)
+        assert torch.equal(v, v_before)
+    weight = torch.nn.Parameter(w.clone())
+    v_next, h = rbm_gibbs_step((torch.rand(7, 6, device=device) < 0.5).double(), weight, b, c, num_steps=3)
+    assert not v_next.requires_grad and not h.requires_grad and weight.grad is None
+    # no chains at all: empty results of the right shapes
+    v_next, h = rbm_gibbs_step(torch.zeros(0, 6, dtype=torch.float64, device=device), w, b, c)
+    assert v_next.shape == (0, 6) and h.shape == (0, 4)
+
+
+def test_rbm_gibbs_step_checks_its_inputs(device):
+    w, b, c = rbm_target(device, d=3, h=2)
+    v = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, -0.0]], dtype=torch.float64, device=device)
+    rbm_gibbs_step(v, w, b, c)  # binary, -0.0 included
+    for bad in (0.5, 2.0, -1.0, 1e-300, 1 - 1e-16, math.inf, -math.inf, math.nan):
+        v_bad = v.clone()
+        v_bad[1, 2] = bad
+        with pytest.raises(ValueError, match="v must hold binary values 0 and 1"):
+            rbm_gibbs_step(v_bad, w, b, c)
+    with pytest.raises(ValueError, match=r"v must have shape \(\.\.\., 3\)"):
+        rbm_gibbs_step(v[:, :2], w, b, c)
+    with pytest.raises(TypeError, match="v has dtype torch.float32 but weight has torch.float64"):
+        rbm_gibbs_step(v.float(), w, b, c)
+    with pytest.raises(TypeError, match="v must have a floating-point dtype"):
+        rbm_gibbs_step(v.long(), w, b, c)
+    with pytest.raises(ValueError, match=r"hidden_bias must have shape \(2,\)"):
+        rbm_gibbs_step(v, w, b, b)
+    with pytest.raises(ValueError, match="weight must be finite"):
+        rbm_gibbs_step(v, w * math.nan, b, c)
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        rbm_gibbs_step(v, w, b, c, num_steps=0)
+    with pytest.raises(TypeError, match="num_steps must be an int"):
+        rbm_gibbs_step(v, w, b, c, num_steps=2.0)
+
+
 def test_langevin_and_mala_steps_by_hand(device, gen):
     mean, cov, energy = correlated_gaussian(device)
     precision = torch.linalg.inv(cov)
