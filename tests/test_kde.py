@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.linalg
+import scipy.special
 import scipy.stats
 import sklearn.neighbors
 import torch
 
+import genlib.kde as kde_module
 from genlib.device import make_generator
 from genlib.kde import (
     BandwidthSearch,
@@ -166,6 +169,169 @@ def test_float32_follows_the_inputs(device):
     assert got.dtype == torch.float32 and got.device == data.device
     expected = kde_log_density(x.double(), data.double(), 0.5)
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the fast pass and its fallback
+
+
+def brute_force_log_density(
+    x: np.ndarray, data: np.ndarray, bandwidth_matrix: np.ndarray, *, leave_one_out: bool = False
+) -> np.ndarray:
+    """log (1/N) sum_i N(x | x^i, H) in float64, all pairs at once: direct differences, whitened by
+    the Cholesky factor of H, and scipy.special.logsumexp (no blocks, no expansion, no genlib)."""
+    n, d = data.shape
+    chol = np.linalg.cholesky(bandwidth_matrix)
+    out = []
+    for start in range(0, x.shape[0], 200):  # 200 queries at a time keeps the (200, N, d) array small
+        diff = x[start : start + 200, None, :] - data[None, :, :]  # (r, N, d)
+        z = scipy.linalg.solve_triangular(chol, diff.reshape(-1, d).T, lower=True).T.reshape(diff.shape)
+        log_terms = -0.5 * (z**2).sum(-1) - np.log(np.diag(chol)).sum() - 0.5 * d * math.log(2 * math.pi)
+        if leave_one_out:
+            rows = np.arange(log_terms.shape[0])
+            log_terms[rows, start + rows] = -np.inf
+        out.append(scipy.special.logsumexp(log_terms, axis=1) - math.log(n - 1 if leave_one_out else n))
+    return np.concatenate(out)
+
+
+def random_bandwidth_matrix(seed: int, d: int, scale: float) -> np.ndarray:
+    """A symmetric positive definite (d, d) matrix with no relation to the data."""
+    a = np.random.default_rng(seed).normal(size=(d, d))
+    return scale * (a @ a.T / d + 0.3 * np.eye(d))
+
+
+@pytest.fixture
+def stable_rows(monkeypatch) -> list[int]:
+    """Records how many rows each call of the careful path (the underflow fallback) received."""
+    calls: list[int] = []
+    careful = kde_module._stable_log_kernel_sums
+
+    def spy(u_query, *args, **kwargs):
+        calls.append(u_query.shape[0])
+        return careful(u_query, *args, **kwargs)
+
+    monkeypatch.setattr(kde_module, "_stable_log_kernel_sums", spy)
+    return calls
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])  # d = 5 builds the exponents by one matrix product
+@pytest.mark.parametrize("bandwidth_kind", ["scott", "silverman", "matrix", "scalar"])
+def test_fast_pass_equals_scipy_and_brute_force(d, bandwidth_kind, device, stable_rows):
+    # 1100 x 2600 pairs: on the CPU 3 x 3 blocks of at most 512 x 1024 (float64), the last ones cut short.
+    data = correlated_data(30 + d, 2600, d)
+    x = data[:1100] + 0.5 * np.random.default_rng(d).normal(size=(1100, d))
+    if bandwidth_kind in ("scott", "silverman"):
+        kde = scipy.stats.gaussian_kde(data.T, bw_method=bandwidth_kind)
+        bandwidth, expected = t64(kde.covariance, device), kde.logpdf(x.T)
+    elif bandwidth_kind == "matrix":
+        matrix = random_bandwidth_matrix(d, d, 0.4)
+        bandwidth, expected = t64(matrix, device), brute_force_log_density(x, data, matrix)
+    else:
+        bandwidth, expected = 0.35, brute_force_log_density(x, data, 0.35**2 * np.eye(d))
+    got = kde_log_density(t64(x, device), t64(data, device), bandwidth)
+    rel = np.abs(got.cpu().numpy() - expected) / np.abs(expected)
+    assert rel.max() < 1e-10
+    assert stable_rows == []  # every query is near the data: the fast pass did all the work
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_float32_agrees_with_float64_to_float32_accuracy(d, device):
+    data = correlated_data(40 + d, 2600, d)
+    x = np.concatenate(
+        [data[:900] + 0.3, data[900:1100] + 2 * np.random.default_rng(d).normal(size=(200, d))]
+    )
+    bandwidth = scott_bandwidth(t64(data, device))
+    expected = kde_log_density(t64(x, device), t64(data, device), bandwidth)
+    got = kde_log_density(
+        torch.tensor(x, dtype=torch.float32, device=device),
+        torch.tensor(data, dtype=torch.float32, device=device),
+        bandwidth.float(),
+    )
+    assert got.dtype == torch.float32
+    # The expanded square loses about eps * (|u|^2 + |v|^2) of the exponent, u and v the whitened points
+    # (distances from the data mean in bandwidths): a float32-sized error. Measured: about a tenth of
+    # the tolerance below.
+    chol = np.linalg.cholesky(bandwidth.cpu().numpy())
+    centre = data.mean(axis=0)
+    largest = max(
+        (scipy.linalg.solve_triangular(chol, (p - centre).T, lower=True) ** 2).sum(0).max() for p in (x, data)
+    )
+    tolerance = 4 * np.finfo(np.float32).eps * largest
+    assert 1e-6 < tolerance < 1e-3  # the bound is float32-sized, not vacuous
+    error = (got.double() - expected).abs().max().item()
+    assert error < tolerance
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_far_queries_take_the_careful_path_and_are_right(dtype, device, stable_rows):
+    data = correlated_data(50, 300, 2)
+    bandwidth = scipy.stats.gaussian_kde(data.T).covariance
+    chol = np.linalg.cholesky(bandwidth)
+    rng = np.random.default_rng(51)
+    directions = rng.normal(size=(4, 2))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    # 60 to 10^4 bandwidths from the data mean: every kernel term underflows, in float64 too.
+    far = data.mean(axis=0) + (np.array([60.0, 300.0, 3e3, 1e4])[:, None] * directions) @ chol.T
+    near = data[:5] + 0.2 * rng.normal(size=(5, 2))
+    x = np.concatenate([near[:2], far[:2], near[2:], far[2:]])  # far rows between near ones
+    got = kde_log_density(
+        torch.tensor(x, dtype=dtype, device=device),
+        torch.tensor(data, dtype=dtype, device=device),
+        torch.tensor(bandwidth, dtype=dtype, device=device),
+    )
+    assert torch.isfinite(got).all()
+    expected = brute_force_log_density(x, data, bandwidth)
+    assert np.exp(expected[[2, 3, 7, 8]]).max() == 0  # the plain formula underflows there
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(got.double().cpu().numpy(), expected, rtol=rtol, atol=0)
+    assert stable_rows == [4]  # exactly the four far rows were recomputed
+
+
+@pytest.mark.parametrize("blocks", [(None, None), (37, 37 * 8 * 101)])
+def test_leave_one_out_equals_brute_force(blocks, monkeypatch, device, stable_rows):
+    if blocks[0] is not None:  # CPU blocks of 37 x 101 pairs: the diagonal is cut at odd places
+        monkeypatch.setattr(kde_module, "_CPU_BLOCK_ROWS", blocks[0])
+        monkeypatch.setattr(kde_module, "_CPU_BLOCK_BYTES", blocks[1])
+    data = np.concatenate([correlated_data(60, 1500, 2), [[60.0, 60.0], [-60.0, 50.0], [55.0, -70.0]]])
+    grid = [0.02, 0.1, 0.3, 1.0]
+    scale = np.cov(data[:1500].T)
+    result = bandwidth_by_leave_one_out(t64(data, device), grid, scale_matrix=t64(scale, device))
+    expected = [brute_force_log_density(data, data, h**2 * scale, leave_one_out=True).mean() for h in grid]
+    np.testing.assert_allclose(result.scores.cpu().numpy(), expected, rtol=1e-10, atol=0)
+    assert result.best_bandwidth.item() == grid[int(np.argmax(expected))]
+    assert sum(stable_rows) >= 3  # the three outliers underflow for small h: the careful path, left out too
+
+
+@pytest.mark.parametrize("rows_bytes", [(1, 8), (3, 3 * 8 * 5), (16, 16 * 8 * 64), (512, 2**22)])
+@pytest.mark.parametrize("chunk_size", [1, 13, 2**22])
+def test_block_boundaries_do_not_change_the_result(rows_bytes, chunk_size, monkeypatch, device):
+    monkeypatch.setattr(kde_module, "_CPU_BLOCK_ROWS", rows_bytes[0])
+    monkeypatch.setattr(kde_module, "_CPU_BLOCK_BYTES", rows_bytes[1])
+    data = correlated_data(70, 53, 2)
+    x = np.concatenate([correlated_data(71, 35, 2), [[400.0, -300.0], [1e4, 2.0]]])  # 37 queries, 2 far
+    bandwidth = np.array([[0.5, 0.1], [0.1, 0.3]])
+    got = kde_log_density(t64(x, device), t64(data, device), t64(bandwidth, device), chunk_size=chunk_size)
+    np.testing.assert_allclose(got.cpu().numpy(), brute_force_log_density(x, data, bandwidth), rtol=1e-12)
+    grid = torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64, device=device)
+    scores = bandwidth_by_validation(t64(data, device), t64(x[:35], device), grid, chunk_size=chunk_size)
+    expected = [brute_force_log_density(x[:35], data, h**2 * np.eye(2)).mean() for h in grid.tolist()]
+    np.testing.assert_allclose(scores.scores.cpu().numpy(), expected, rtol=1e-12)
+    one = bandwidth_by_validation(t64(data, device), t64(x[:35], device), grid[1:2], chunk_size=chunk_size)
+    np.testing.assert_allclose(one.scores.cpu().numpy(), expected[1:2], rtol=1e-12)  # G = 1, h != 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_threads_share_the_blocks_and_give_the_same_numbers(dtype):
+    data = torch.tensor(correlated_data(80, 2600, 2), dtype=dtype)
+    x = torch.tensor(correlated_data(81, 1100, 2), dtype=dtype)  # 3 row blocks of at most 512 queries
+    bandwidth = scott_bandwidth(data)
+    one_thread = kde_log_density(x, data, bandwidth)
+    torch.set_num_threads(2)  # the autouse fixture restores the setting after the test
+    two_threads = kde_log_density(x, data, bandwidth, progress=True)
+    assert torch.equal(one_thread, two_threads)  # each thread runs whole blocks, single-threaded
+    assert torch.get_num_threads() == 2  # and the setting is back afterwards
+    with pytest.raises(ZeroDivisionError):
+        list(kde_module._map_in_threads(lambda item: 1 / item, [3, 2, 1, 0], torch.device("cpu")))
+    assert torch.get_num_threads() == 2  # ... also after an error in a thread
 
 
 # --------------------------------------------------------------------------- bandwidth selection
@@ -361,7 +527,7 @@ MEMORY_CHILD = textwrap.dedent(
     import resource, sys, torch
     from genlib.kde import kde_log_density
 
-    torch.set_num_threads(1)  # one thread: steady on a shared machine, and no thread-pool memory
+    torch.set_num_threads(int(sys.argv[1]))  # 2: the blocks are shared out among threads, one buffer each
     n = 50_000
     g = torch.Generator().manual_seed(0)
     data = torch.randn(n, 2, generator=g)
@@ -385,9 +551,14 @@ MEMORY_CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status and RLIMIT_AS")
-def test_fifty_thousand_points_within_one_gigabyte():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fifty_thousand_points_within_one_gigabyte(threads):
     result = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD], capture_output=True, text=True, cwd=ROOT, timeout=600
+        [sys.executable, "-c", MEMORY_CHILD, str(threads)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "control: the n-by-m matrix was refused" in result.stdout
