@@ -55,7 +55,7 @@ grade: $(STAMP) ## autograde one assignment, then feedback, grades.csv, summary:
 	$(VENV)/bin/course grades
 	$(VENV)/bin/course summary $(A)
 
-bench: $(STAMP) ## genlib vs SciPy / scikit-learn / torch: benchmarks/results/cpu.{json,md} (~10 min)
+bench: $(STAMP) ## genlib vs SciPy / scikit-learn / torch: benchmarks/results/cpu.{json,md} (~5 min)
 	$(PY) -m benchmarks.run --device cpu
 
 bench-gpu: $(STAMP) ## the GPU cases (needs CUDA): benchmarks/results/cuda.{json,md}

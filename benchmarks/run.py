@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.run                   # CPU, everything (about 10 minutes here)
+    .venv/bin/python -m benchmarks.run                   # CPU, everything (about 5 minutes here)
     .venv/bin/python -m benchmarks.run --only kde,em     # some groups
     .venv/bin/python -m benchmarks.run --device cuda     # on a GPU machine
 
